@@ -20,7 +20,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/taskpod/taskpod-webhook/webhook/config"
 	"github.com/taskpod/taskpod-webhook/webhook/mutate"
+	"github.com/taskpod/taskpod-webhook/webhook/registration"
 )
 
 var (
@@ -299,4 +301,24 @@ func TestCacheHoldsNoPodsOrSecrets(t *testing.T) {
 		var notCached *cache.ErrResourceNotCached
 		require.ErrorAs(t, err, &notCached, "%T must not be cached", obj)
 	}
+}
+
+// TestCustomSelectorsAreAcceptedByTheAPIServer checks that the CEL rendered from every selector
+// operator compiles in the API server itself, which validates matchConditions on create.
+func TestCustomSelectorsAreAcceptedByTheAPIServer(t *testing.T) {
+	custom, err := config.Parse([]byte(`
+taskPods:
+  selectors:
+  - matchLabels: {kubernetes-pod-operator: "True", airflow.apache.org/component: task}
+  - matchExpressions:
+    - {key: tier, operator: In, values: [batch, etl]}
+    - {key: tier, operator: NotIn, values: [web]}
+    - {key: dag_id, operator: Exists}
+    - {key: skip, operator: DoesNotExist}
+`))
+	require.NoError(t, err)
+	o := cp.WebhookOptions(ownNamespace)
+	o.Name = "custom-selectors"
+	mwc := registration.Mutating(custom, o)
+	require.NoError(t, cp.Client.Create(context.Background(), mwc, client.DryRunAll))
 }

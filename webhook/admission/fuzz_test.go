@@ -21,7 +21,9 @@ func FuzzAdmitPod(f *testing.F) {
 	f.Add([]byte(`{"metadata":{"labels":{"kubernetes_executor":"True"}},"spec":{"containers":[{"name":"base","resources":{"requests":{"cpu":"3"}}}]}}`))
 	h := newHandler(f, defaultCache(), nil)
 	f.Fuzz(func(t *testing.T, raw []byte) {
-		code, resp, body := post(t, h, reviewRaw(t, admissionv1.Create, optedIn, raw))
+		// Spliced in as bytes: the object may be anything, including invalid JSON.
+		review := append(append([]byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"f","operation":"CREATE","namespace":"`+optedIn+`","resource":{"version":"v1","resource":"pods"},"object":`), raw...), "}}"...)
+		code, resp, body := post(t, h, review)
 		if code == http.StatusBadRequest {
 			return
 		}
