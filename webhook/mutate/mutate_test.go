@@ -310,8 +310,8 @@ func TestDecide(t *testing.T) {
 		policy                        func(*mutate.Policy)
 		want                          mutate.Decision
 	}{
-		"task pod in opted-in namespace": {labels: kpo, nsLabels: optedIn, want: mutate.Decision{Mutate: true, Reason: mutate.ReasonSelectedTaskPod}},
-		"task pod, namespace not opted in": {labels: kpo, nsLabels: map[string]string{"team": "a"}, want: mutate.Decision{Reason: mutate.ReasonNamespaceOptOut}},
+		"task pod in opted-in namespace":     {labels: kpo, nsLabels: optedIn, want: mutate.Decision{Mutate: true, Reason: mutate.ReasonSelectedTaskPod}},
+		"task pod, namespace not opted in":   {labels: kpo, nsLabels: map[string]string{"team": "a"}, want: mutate.Decision{Reason: mutate.ReasonNamespaceOptOut}},
 		"task pod, namespace without labels": {labels: kpo, want: mutate.Decision{Reason: mutate.ReasonNamespaceOptOut}},
 		"non-task pod":                       {labels: map[string]string{"app": "web"}, nsLabels: optedIn, want: mutate.Decision{Reason: mutate.ReasonNotTaskPod}},
 		"label value is case sensitive":      {labels: map[string]string{"kubernetes_pod_operator": "true"}, nsLabels: optedIn, want: mutate.Decision{Reason: mutate.ReasonNotTaskPod}},

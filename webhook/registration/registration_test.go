@@ -89,8 +89,8 @@ func TestOptOutCondition(t *testing.T) {
 	require.NoError(t, err)
 	expr := registration.MatchConditions(cfg)[1].Expression
 	for annotations, want := range map[*map[string]string]bool{
-		nil: true,
-		{}:  true,
+		nil:                               true,
+		{}:                                true,
 		{"taskpod.io/inject": "disabled"}: false,
 		{"taskpod.io/inject": "enabled"}:  true,
 		{"other": "disabled"}:             true,
