@@ -5,6 +5,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
+	"strconv"
+	"strings"
 
 	"k8s.io/client-go/tools/clientcmd"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -32,6 +35,9 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.StringVar(&o.LeaderElectionID, "leader-election-id", o.LeaderElectionID, "Name of the Lease used for leader election.")
 	fs.StringVar(&o.LeaderElectionNS, "leader-election-namespace", o.LeaderElectionNS, "Namespace of the Lease; the pod's own namespace when empty.")
 	fs.DurationVar(&o.GracefulShutdown, "graceful-shutdown-timeout", o.GracefulShutdown, "How long to let in-flight requests finish on shutdown.")
+	exclude := fs.String("exclude-namespaces", strings.Join(o.ExcludeNamespaces, ","), "Comma-separated namespaces never mutated or synced into; the webhook's own namespace (from $POD_NAMESPACE) is added.")
+	fs.Func("kube-api-qps", "Requests per second to the API server (default 50).", floatFlag(&o.KubeAPIQPS))
+	fs.IntVar(&o.KubeAPIBurst, "kube-api-burst", o.KubeAPIBurst, "Burst of requests to the API server.")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(fs)
 	if err := fs.Parse(args); err != nil {
@@ -44,6 +50,10 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	cfg, err := loadConfig(*configPath)
 	if err != nil {
 		return err
+	}
+	o.ExcludeNamespaces = splitList(*exclude)
+	if own := os.Getenv("POD_NAMESPACE"); own != "" {
+		o.ExcludeNamespaces = append(o.ExcludeNamespaces, own)
 	}
 	log := zap.New(zap.UseFlagOptions(&zapOpts))
 	// controller-runtime's own packages log through its global logger; give it ours.
@@ -68,6 +78,27 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 		return fmt.Errorf("running manager: %w", err)
 	}
 	return nil
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, x := range strings.Split(s, ",") {
+		if x = strings.TrimSpace(x); x != "" {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+func floatFlag(dst *float32) func(string) error {
+	return func(s string) error {
+		v, err := strconv.ParseFloat(s, 32)
+		if err != nil || v <= 0 {
+			return fmt.Errorf("want a positive number, got %q", s)
+		}
+		*dst = float32(v)
+		return nil
+	}
 }
 
 // loadConfig reads the file at path, or returns the defaults when path is empty.

@@ -6,8 +6,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -132,13 +134,16 @@ func (cp *ControlPlane) InstallWebhook(ctx context.Context, cfg *config.Config, 
 type Webhook struct {
 	Manager  manager.Manager
 	Registry *prometheus.Registry
+	Port     int
+	stop     sync.Once
 	cancel   context.CancelFunc
 	done     chan error
 }
 
 // RunWebhook starts the webhook through app.New, the serve command's code path, on the local
-// serving address, and returns once its server and caches are up.
-func (cp *ControlPlane) RunWebhook(ctx context.Context, cfg *config.Config, log logr.Logger) (*Webhook, error) {
+// serving address, and returns once its server and caches are up. Options may be adjusted by
+// mods, for example to run a second instance on another port.
+func (cp *ControlPlane) RunWebhook(ctx context.Context, cfg *config.Config, log logr.Logger, mods ...func(*app.Options)) (*Webhook, error) {
 	o := app.DefaultOptions()
 	o.MetricsBindAddress = "0"
 	o.HealthProbeBindAddress = "0"
@@ -149,6 +154,10 @@ func (cp *ControlPlane) RunWebhook(ctx context.Context, cfg *config.Config, log 
 	o.Logger = log
 	reg := prometheus.NewRegistry()
 	o.MetricsRegistry = reg
+	o.SeveralInProcess = true
+	for _, m := range mods {
+		m(&o)
+	}
 
 	ctx, cancel := context.WithCancel(ctx)
 	mgr, err := app.New(ctx, cp.Config, cfg, o)
@@ -156,7 +165,7 @@ func (cp *ControlPlane) RunWebhook(ctx context.Context, cfg *config.Config, log 
 		cancel()
 		return nil, err
 	}
-	w := &Webhook{Manager: mgr, Registry: reg, cancel: cancel, done: make(chan error, 1)}
+	w := &Webhook{Manager: mgr, Registry: reg, Port: o.WebhookPort, cancel: cancel, done: make(chan error, 1)}
 	go func() { w.done <- mgr.Start(ctx) }()
 
 	started := mgr.GetWebhookServer().StartedChecker()
@@ -175,10 +184,27 @@ func (cp *ControlPlane) RunWebhook(ctx context.Context, cfg *config.Config, log 
 	return w, nil
 }
 
-// Stop shuts the webhook down and waits for it.
+// URL is where this instance serves admission reviews.
+func (w *Webhook) URL() string {
+	return fmt.Sprintf("https://127.0.0.1:%d%s", w.Port, admission.Path)
+}
+
+// FreePort returns a TCP port on loopback that nothing listens on right now.
+func FreePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// Stop shuts the webhook down and waits for it. Calling it again does nothing.
 func (w *Webhook) Stop() {
-	w.cancel()
-	<-w.done
+	w.stop.Do(func() {
+		w.cancel()
+		<-w.done
+	})
 }
 
 // CreateNamespace creates a namespace with labels and its default ServiceAccount, which the

@@ -11,6 +11,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	"github.com/taskpod/taskpod-webhook/test/harness"
+	"github.com/taskpod/taskpod-webhook/webhook/app"
 	"github.com/taskpod/taskpod-webhook/webhook/config"
 )
 
@@ -23,6 +24,12 @@ var (
 
 const ownNamespace = "taskpod-system"
 
+const sharedConfig = `
+imagePullSecrets:
+- name: registry-credentials
+  source: {namespace: taskpod-system, name: registry-credentials}
+`
+
 func TestMain(m *testing.M) {
 	os.Exit(run(m))
 }
@@ -30,7 +37,8 @@ func TestMain(m *testing.M) {
 func run(m *testing.M) int {
 	ctx := context.Background()
 	var err error
-	if cfg, err = config.Parse(nil); err != nil {
+	// The default policy, with the injected secret synced from the webhook's own namespace.
+	if cfg, err = config.Parse([]byte(sharedConfig)); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
@@ -44,7 +52,9 @@ func run(m *testing.M) int {
 		}
 	}()
 	log := zap.New(zap.WriteTo(os.Stderr), zap.Level(zapLevel()))
-	if webhook, err = cp.RunWebhook(ctx, cfg, log); err != nil {
+	if webhook, err = cp.RunWebhook(ctx, cfg, log, func(o *app.Options) {
+		o.ExcludeNamespaces = append(o.ExcludeNamespaces, ownNamespace)
+	}); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
@@ -59,6 +69,9 @@ func run(m *testing.M) int {
 func setup(ctx context.Context) error {
 	if err := cp.CreateNamespace(ctx, ownNamespace, nil); err != nil {
 		return err
+	}
+	if err := cp.Client.Create(ctx, registrySecret(ownNamespace, "registry-credentials", "v1")); err != nil {
+		return fmt.Errorf("creating source secret: %w", err)
 	}
 	if err := cp.InstallWebhook(ctx, cfg, cp.WebhookOptions(ownNamespace)); err != nil {
 		return fmt.Errorf("installing webhook configuration: %w", err)

@@ -40,7 +40,7 @@ func FuzzAdmitPod(f *testing.F) {
 		if err := json.Unmarshal(raw, &before); err != nil {
 			t.Fatalf("200 for an object that is not a pod: %v", err)
 		}
-		after := applyPatch(t, &before, resp)
+		after := applyPatchRaw(t, raw, resp)
 		checkRequestsWithinLimits(t, &before, after)
 
 		_, again, _ := post(t, h, reviewFor(t, admissionv1.Create, optedIn, after))

@@ -24,17 +24,43 @@ var podResource = metav1.GroupVersionResource{Version: "v1", Resource: "pods"}
 
 // Handler mutates task pods at CREATE. It is safe for concurrent use.
 type Handler struct {
-	policy  *mutate.Policy
-	cache   client.Reader // the manager's cache: Namespaces and LimitRanges only
-	live    client.Reader // the API server, for a namespace the cache has not seen yet
-	log     logr.Logger
-	metrics *Metrics
+	policy   *mutate.Policy
+	cache    client.Reader // the manager's cache: Namespaces and LimitRanges only
+	live     client.Reader // the API server, for a namespace the cache has not seen yet
+	excluded map[string]bool
+	copies   SecretCopies
+	log      logr.Logger
+	metrics  *Metrics
 }
 
-// NewHandler builds a Handler. cache must be able to read Namespaces and LimitRanges; live is
-// asked only when the cache does not know the pod's namespace (it was created a moment ago).
-func NewHandler(policy *mutate.Policy, cache, live client.Reader, log logr.Logger, metrics *Metrics) *Handler {
-	return &Handler{policy: policy, cache: cache, live: live, log: log, metrics: metrics}
+// SecretCopies creates the synced pull secrets a namespace lacks. Implemented by the sync loop.
+type SecretCopies interface {
+	EnsureCopies(ctx context.Context, namespace string) error
+}
+
+// Options configure a Handler.
+type Options struct {
+	Policy *mutate.Policy
+	// Cache must be able to read Namespaces and LimitRanges; Live is asked only when the cache
+	// does not know the pod's namespace (it was created a moment ago).
+	Cache, Live client.Reader
+	// Exclude are namespaces never mutated, whatever their labels (defence in depth: the
+	// webhook configuration's namespaceSelector excludes them already).
+	Exclude []string
+	// Copies, when set, is asked to create missing Secret copies before a pod is admitted.
+	Copies  SecretCopies
+	Log     logr.Logger
+	Metrics *Metrics
+}
+
+// NewHandler builds a Handler.
+func NewHandler(o Options) *Handler {
+	h := &Handler{policy: o.Policy, cache: o.Cache, live: o.Live, copies: o.Copies, log: o.Log,
+		metrics: o.Metrics, excluded: map[string]bool{}}
+	for _, ns := range o.Exclude {
+		h.excluded[ns] = true
+	}
+	return h
 }
 
 // errBadRequest marks problems with the request itself; they are answered with HTTP 400 so that
@@ -75,6 +101,10 @@ func (h *Handler) admit(ctx context.Context, req admission.Request) (admission.R
 		h.metrics.observe(resultSkipped)
 		return admission.Allowed(d.Reason), nil
 	}
+	if h.excluded[req.Namespace] {
+		h.metrics.observe(resultSkipped)
+		return admission.Allowed("namespace excluded"), nil
+	}
 	nsLabels, err := h.namespaceLabels(ctx, req.Namespace)
 	if err != nil {
 		return h.failOpen(log, "reading namespace", err), nil
@@ -88,6 +118,14 @@ func (h *Handler) admit(ctx context.Context, req admission.Request) (admission.R
 		log.V(1).Info("Skipped pod", "reason", mutate.ReasonNamespaceOptOut)
 		h.metrics.observe(resultSkipped)
 		return admission.Allowed(mutate.ReasonNamespaceOptOut), nil
+	}
+	dryRun := req.DryRun != nil && *req.DryRun
+	if h.copies != nil && !dryRun {
+		// A namespace labelled a moment ago may not have its copy yet; the pod must not wait
+		// for an image pull secret that never comes. Cache hits in the common case.
+		if err := h.copies.EnsureCopies(ctx, req.Namespace); err != nil {
+			log.Error(err, "Failed to ensure Secret copies before admitting pod")
+		}
 	}
 	var ranges corev1.LimitRangeList
 	if err := h.cache.List(ctx, &ranges, client.InNamespace(req.Namespace)); err != nil {
@@ -109,7 +147,7 @@ func (h *Handler) admit(ctx context.Context, req admission.Request) (admission.R
 	if !resp.Allowed { // the patch could not be computed
 		return h.failOpen(log, "computing patch", errors.New(resp.Result.Message)), nil
 	}
-	log.Info("Mutated pod", "changes", changes, "dryRun", req.DryRun != nil && *req.DryRun)
+	log.Info("Mutated pod", "changes", changes, "dryRun", dryRun)
 	h.metrics.observe(resultMutated)
 	return resp, nil
 }

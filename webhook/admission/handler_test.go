@@ -48,7 +48,7 @@ func newHandler(t testing.TB, cache, live client.Reader) *admission.Handler {
 	require.NoError(t, err)
 	m, err := admission.NewMetrics(nil)
 	require.NoError(t, err)
-	return admission.NewHandler(cfg.Policy(), cache, live, logr.Discard(), m)
+	return admission.NewHandler(admission.Options{Policy: cfg.Policy(), Cache: cache, Live: live, Log: logr.Discard(), Metrics: m})
 }
 
 func fakeReader(objs ...client.Object) client.Reader {
@@ -112,6 +112,12 @@ func applyPatch(t testing.TB, pod *corev1.Pod, resp *admissionv1.AdmissionRespon
 	t.Helper()
 	raw, err := json.Marshal(pod)
 	require.NoError(t, err)
+	return applyPatchRaw(t, raw, resp)
+}
+
+// applyPatchRaw applies the patch to the exact bytes sent, as the API server does.
+func applyPatchRaw(t testing.TB, raw []byte, resp *admissionv1.AdmissionResponse) *corev1.Pod {
+	t.Helper()
 	if len(resp.Patch) > 0 {
 		require.Equal(t, admissionv1.PatchTypeJSONPatch, *resp.PatchType)
 		p, err := jsonpatch.DecodePatch(resp.Patch)
@@ -304,3 +310,35 @@ func TestCacheErrorsFailOpen(t *testing.T) {
 		})
 	}
 }
+
+type recordingCopies struct{ namespaces []string }
+
+func (r *recordingCopies) EnsureCopies(_ context.Context, ns string) error {
+	r.namespaces = append(r.namespaces, ns)
+	return errors.New("API server unavailable") // must not block the pod
+}
+
+func TestEnsuresCopiesExceptOnDryRun(t *testing.T) {
+	cfg, err := config.Parse(nil)
+	require.NoError(t, err)
+	copies := &recordingCopies{}
+	h := admission.NewHandler(admission.Options{Policy: cfg.Policy(), Cache: fakeReader(defaultObjects()...), Copies: copies, Log: logr.Discard()})
+
+	var dry admissionv1.AdmissionReview
+	require.NoError(t, json.Unmarshal(reviewFor(t, admissionv1.Create, optedIn, kpoPod()), &dry))
+	dry.Request.DryRun = ptrTo(true)
+	body, err := json.Marshal(dry)
+	require.NoError(t, err)
+	_, resp, _ := post(t, h, body)
+	require.NotEmpty(t, resp.Patch)
+	require.Empty(t, copies.namespaces, "a dry-run must have no side effects")
+
+	_, resp, _ = post(t, h, reviewFor(t, admissionv1.Create, optedIn, kpoPod()))
+	require.NotEmpty(t, resp.Patch, "a failure to create the copy does not block the mutation")
+	require.Equal(t, []string{optedIn}, copies.namespaces)
+
+	_, _, _ = post(t, h, reviewFor(t, admissionv1.Create, "other", kpoPod()))
+	require.Equal(t, []string{optedIn}, copies.namespaces, "only opted-in namespaces")
+}
+
+func ptrTo[T any](v T) *T { return &v }

@@ -18,6 +18,7 @@ import (
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	ctrlconfig "sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
@@ -26,6 +27,7 @@ import (
 
 	"github.com/taskpod/taskpod-webhook/webhook/admission"
 	"github.com/taskpod/taskpod-webhook/webhook/config"
+	"github.com/taskpod/taskpod-webhook/webhook/secretsync"
 )
 
 // Options are the process settings that are not policy: ports, certificates, leader election.
@@ -42,6 +44,16 @@ type Options struct {
 	LeaderElectionID       string
 	LeaderElectionNS       string
 	GracefulShutdown       time.Duration
+	// ExcludeNamespaces are never mutated or synced into, whatever their labels: kube-system
+	// and the webhook's own namespace.
+	ExcludeNamespaces []string
+	// KubeAPIQPS and KubeAPIBurst bound the client's request rate: a rotation writes one
+	// Secret per opted-in namespace.
+	KubeAPIQPS   float32
+	KubeAPIBurst int
+	// SeveralInProcess allows more than one manager in a process (tests): controller-runtime
+	// otherwise refuses a second controller of the same name, for the sake of its metrics.
+	SeveralInProcess bool
 	// MetricsRegistry receives the webhook's metrics; controller-runtime's global registry when nil.
 	MetricsRegistry prometheus.Registerer
 	Logger          logr.Logger
@@ -57,6 +69,9 @@ func DefaultOptions() Options {
 		WebhookKeyName:         "tls.key",
 		LeaderElectionID:       "taskpod-webhook.taskpod.io",
 		GracefulShutdown:       30 * time.Second,
+		ExcludeNamespaces:      []string{"kube-system"},
+		KubeAPIQPS:             50,
+		KubeAPIBurst:           100,
 	}
 }
 
@@ -73,15 +88,21 @@ func New(ctx context.Context, restConfig *rest.Config, cfg *config.Config, o Opt
 		tlsOpts = append(tlsOpts, func(c *tls.Config) { c.NextProtos = []string{"http/1.1"} })
 	}
 	shutdown := o.GracefulShutdown
+	resync := cfg.SecretSync.ResyncPeriod.Get()
+	restConfig = rest.CopyConfig(restConfig)
+	restConfig.QPS, restConfig.Burst = o.KubeAPIQPS, o.KubeAPIBurst
 	mgr, err := manager.New(restConfig, manager.Options{
 		Scheme: scheme,
 		Logger: o.Logger,
 		Cache: cache.Options{
-			// Only what the admission path reads; Pods and Secrets are never cached here.
+			// Only what the webhook reads: Namespaces, LimitRanges, and of the Secrets only the
+			// sources and our own copies. Pods and other Secrets are never cached.
 			ByObject: map[client.Object]cache.ByObject{
 				&corev1.Namespace{}:  {},
 				&corev1.LimitRange{}: {},
+				&corev1.Secret{}:     secretsync.CacheConfig(cfg),
 			},
+			SyncPeriod:                  &resync,
 			DefaultTransform:            cache.TransformStripManagedFields(),
 			ReaderFailOnMissingInformer: true,
 		},
@@ -97,13 +118,14 @@ func New(ctx context.Context, restConfig *rest.Config, cfg *config.Config, o Opt
 		// Step down at once on shutdown so another replica takes over the sync loop quickly.
 		LeaderElectionReleaseOnCancel: true,
 		GracefulShutdownTimeout:       &shutdown,
+		Controller:                    ctrlconfig.Controller{SkipNameValidation: &o.SeveralInProcess},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("creating manager: %w", err)
 	}
 	// With ReaderFailOnMissingInformer the cache refuses types without an informer, so the
 	// informers the handler needs are started here, explicitly.
-	for _, obj := range []client.Object{&corev1.Namespace{}, &corev1.LimitRange{}} {
+	for _, obj := range []client.Object{&corev1.Namespace{}, &corev1.LimitRange{}, &corev1.Secret{}} {
 		if _, err := mgr.GetCache().GetInformer(ctx, obj); err != nil {
 			return nil, fmt.Errorf("creating informer for %T: %w", obj, err)
 		}
@@ -117,9 +139,25 @@ func New(ctx context.Context, restConfig *rest.Config, cfg *config.Config, o Opt
 	if err != nil {
 		return nil, fmt.Errorf("registering metrics: %w", err)
 	}
-	handler := admission.NewHandler(cfg.Policy(), mgr.GetCache(), mgr.GetAPIReader(),
-		o.Logger.WithName("admission"), metrics)
-	mgr.GetWebhookServer().Register(admission.Path, handler)
+	syncMetrics, err := secretsync.NewMetrics(reg, mgr.GetCache())
+	if err != nil {
+		return nil, fmt.Errorf("registering metrics: %w", err)
+	}
+	syncer := secretsync.New(secretsync.Options{
+		Client: mgr.GetClient(), Live: mgr.GetAPIReader(), Config: cfg, Exclude: o.ExcludeNamespaces,
+		Events: mgr.GetEventRecorder("taskpod-webhook"), Metrics: syncMetrics, Log: o.Logger.WithName("secretsync"),
+	})
+	if err := syncer.SetupWithManager(mgr); err != nil {
+		return nil, fmt.Errorf("setting up secret sync: %w", err)
+	}
+	hopts := admission.Options{
+		Policy: cfg.Policy(), Cache: mgr.GetCache(), Live: mgr.GetAPIReader(), Exclude: o.ExcludeNamespaces,
+		Log: o.Logger.WithName("admission"), Metrics: metrics,
+	}
+	if syncer.HasSyncedSecrets() {
+		hopts.Copies = syncer
+	}
+	mgr.GetWebhookServer().Register(admission.Path, admission.NewHandler(hopts))
 
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
 		return nil, fmt.Errorf("adding health check: %w", err)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"time"
 )
 
 // Amount is a resource quantity as written in the file. YAML turns `cpu: 1` into a number and
@@ -27,4 +28,13 @@ func (a *Amount) UnmarshalJSON(b []byte) error {
 	}
 	*a = Amount(n.String())
 	return nil
+}
+
+// Duration is a Go duration as written in the file, such as 10m or 1h30m.
+type Duration string
+
+// Get returns the parsed duration; valid after Parse.
+func (d Duration) Get() time.Duration {
+	v, _ := time.ParseDuration(string(d))
+	return v
 }

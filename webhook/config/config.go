@@ -15,6 +15,7 @@ type Config struct {
 	Namespaces       Namespaces   `json:"namespaces"`
 	ImagePullSecrets []PullSecret `json:"imagePullSecrets"`
 	Resources        Resources    `json:"resources"`
+	SecretSync       SecretSync   `json:"secretSync"`
 
 	policy mutate.Policy
 }
@@ -36,7 +37,36 @@ type Namespaces struct {
 type PullSecret struct {
 	// Name of the Secret in the pod's namespace.
 	Name string `json:"name"`
+	// Source, when set, is the Secret the sync loop copies into every opted-in namespace under
+	// Name. Without it the Secret is managed elsewhere and only its name is injected.
+	Source *SecretRef `json:"source,omitempty"`
 }
+
+// SecretRef names a Secret.
+type SecretRef struct {
+	Namespace string `json:"namespace"`
+	Name      string `json:"name"`
+}
+
+// String renders the reference as namespace/name.
+func (r SecretRef) String() string { return r.Namespace + "/" + r.Name }
+
+// SecretSync configures the sync loop.
+type SecretSync struct {
+	// OnOptOut: what happens to our copy when a namespace opts out. Default: delete.
+	OnOptOut OptOutPolicy `json:"onOptOut"`
+	// ResyncPeriod is a safety net; changes propagate by watch. Default: 10m.
+	ResyncPeriod Duration `json:"resyncPeriod"`
+}
+
+// OptOutPolicy is delete or retain.
+type OptOutPolicy string
+
+// The opt-out policies.
+const (
+	OptOutDelete OptOutPolicy = "delete"
+	OptOutRetain OptOutPolicy = "retain"
+)
 
 // Resources configures default requests and limits.
 type Resources struct {
@@ -69,10 +99,23 @@ const (
 	DefaultLimitCPU       = "1"
 	DefaultLimitMemory    = "1Gi"
 	DefaultInitContainers = true
+	DefaultOnOptOut       = OptOutDelete
+	DefaultResyncPeriod   = "10m"
 	airflowKPOLabel       = "kubernetes_pod_operator"
 	airflowExecutorLabel  = "kubernetes_executor"
 	airflowTrueLabelValue = "True"
 )
+
+// SyncedSecrets returns the entries of ImagePullSecrets that have a source.
+func (c *Config) SyncedSecrets() []PullSecret {
+	var synced []PullSecret
+	for _, s := range c.ImagePullSecrets {
+		if s.Source != nil {
+			synced = append(synced, s)
+		}
+	}
+	return synced
+}
 
 // Policy returns the validated mutation policy.
 func (c *Config) Policy() *mutate.Policy { return &c.policy }
@@ -95,6 +138,12 @@ func (c *Config) applyDefaults() {
 	if c.Resources.InitContainers == nil {
 		v := DefaultInitContainers
 		c.Resources.InitContainers = &v
+	}
+	if c.SecretSync.OnOptOut == "" {
+		c.SecretSync.OnOptOut = DefaultOnOptOut
+	}
+	if c.SecretSync.ResyncPeriod == "" {
+		c.SecretSync.ResyncPeriod = DefaultResyncPeriod
 	}
 	d := &c.Resources.Defaults
 	defaultAmount(&d.Requests.CPU, DefaultRequestCPU)

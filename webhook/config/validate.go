@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -54,6 +55,17 @@ func (c *Config) validate() error {
 		}
 		seen[s.Name] = true
 		p.PullSecrets = append(p.PullSecrets, s.Name)
+		if err := validateSource(fmt.Sprintf("imagePullSecrets[%d].source", i), s.Source); err != nil {
+			return err
+		}
+	}
+	switch c.SecretSync.OnOptOut {
+	case OptOutDelete, OptOutRetain:
+	default:
+		return fmt.Errorf("secretSync.onOptOut: %q is not one of delete, retain", c.SecretSync.OnOptOut)
+	}
+	if d, err := time.ParseDuration(string(c.SecretSync.ResyncPeriod)); err != nil || d < time.Minute {
+		return fmt.Errorf("secretSync.resyncPeriod: %q is not a duration of at least 1m (e.g. 10m, 1h)", c.SecretSync.ResyncPeriod)
 	}
 
 	p.InitContainers = *c.Resources.InitContainers
@@ -69,6 +81,19 @@ func (c *Config) validate() error {
 			return fmt.Errorf("resources.defaults.requests.%s: %s is above resources.defaults.limits.%s (%s); a request may not exceed its limit",
 				name, req.String(), name, lim.String())
 		}
+	}
+	return nil
+}
+
+func validateSource(key string, src *SecretRef) error {
+	if src == nil {
+		return nil
+	}
+	if errs := validation.IsDNS1123Label(src.Namespace); len(errs) > 0 {
+		return fmt.Errorf("%s.namespace: %q is not a valid namespace name: %s", key, src.Namespace, errs[0])
+	}
+	if errs := validation.IsDNS1123Subdomain(src.Name); len(errs) > 0 {
+		return fmt.Errorf("%s.name: %q is not a valid Secret name: %s", key, src.Name, errs[0])
 	}
 	return nil
 }

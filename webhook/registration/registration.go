@@ -31,7 +31,7 @@ type Options struct {
 	// ExcludeNamespaces never reach the webhook, whatever their labels: the webhook's own
 	// namespace (it must be able to start its own pods) and kube-system.
 	ExcludeNamespaces []string
-	// SideEffects: None, or NoneOnDryRun once admission may create a Secret copy.
+	// SideEffects overrides the honest default from SideEffects(cfg).
 	SideEffects admissionregistrationv1.SideEffectClass
 }
 
@@ -47,7 +47,7 @@ func Mutating(cfg *config.Config, o Options) *admissionregistrationv1.MutatingWe
 	}
 	sideEffects := o.SideEffects
 	if sideEffects == "" {
-		sideEffects = admissionregistrationv1.SideEffectClassNone
+		sideEffects = SideEffects(cfg)
 	}
 	scope := admissionregistrationv1.NamespacedScope
 	reinvoke := admissionregistrationv1.IfNeededReinvocationPolicy
@@ -89,6 +89,14 @@ func Mutating(cfg *config.Config, o Options) *admissionregistrationv1.MutatingWe
 			ReinvocationPolicy:      &reinvoke,
 		}},
 	}
+}
+
+// SideEffects is NoneOnDryRun when admission may create a missing Secret copy, else None.
+func SideEffects(cfg *config.Config) admissionregistrationv1.SideEffectClass {
+	if len(cfg.SyncedSecrets()) > 0 {
+		return admissionregistrationv1.SideEffectClassNoneOnDryRun
+	}
+	return admissionregistrationv1.SideEffectClassNone
 }
 
 // NamespaceSelector is the opt-in selector with the excluded namespaces ruled out by name.
