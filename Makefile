@@ -58,6 +58,10 @@ fuzz: ## Fuzz the admission handler for FUZZTIME per target (default 30s).
 bench: ## Benchmark the admission handler against the bare decode+encode floor.
 	$(GO) test ./webhook/admission -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME)
 
+.PHONY: load
+load: $(CONTROL_PLANE) build ## Measure sync at scale: rotation to 1,000 namespaces, memory with 5,000 unrelated Secrets.
+	$(GO) run ./test/load --binary $(BIN)/taskpod-webhook
+
 .PHONY: golden
 golden: ## Rewrite the mutation golden files after an intended change.
 	$(GO) test ./webhook/mutate -run TestGolden -update

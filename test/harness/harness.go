@@ -92,6 +92,11 @@ func Start() (*ControlPlane, error) {
 	return &ControlPlane{env: env, Config: cfg, Client: c, Webhook: env.WebhookInstallOptions}, nil
 }
 
+// AddUser provisions a user, for processes that need a kubeconfig of their own.
+func (cp *ControlPlane) AddUser(u envtest.User) (*envtest.AuthenticatedUser, error) {
+	return cp.env.AddUser(u, nil)
+}
+
 // Stop stops the control plane and removes its files.
 func (cp *ControlPlane) Stop() error { return cp.env.Stop() }
 
