@@ -11,7 +11,11 @@ BENCHTIME  ?= 2s
 
 KUBE_APISERVER := $(BIN)/kube-apiserver
 ETCD           := $(BIN)/etcd
+HELM           := $(BIN)/helm
+CERT_MANAGER   := $(BIN)/cert-manager
 CONTROL_PLANE  := $(KUBE_APISERVER) $(ETCD)
+TOOLS          := $(CONTROL_PLANE) $(HELM) $(CERT_MANAGER)
+HELM_VERSION   := v4.3.2
 
 export KUBEBUILDER_ASSETS := $(BIN)
 
@@ -30,7 +34,7 @@ demo: $(CONTROL_PLANE) ## Run the webhook on a local kube-apiserver + etcd and s
 	$(GO) run ./test/demo
 
 .PHONY: test
-test: $(CONTROL_PLANE) lint ## Run every test: unit, golden, fuzz seeds, and integration on a real API server.
+test: $(TOOLS) lint ## Run every test: unit, golden, fuzz seeds, and integration on a real API server.
 	$(GO) test -count=1 ./...
 
 .PHONY: test-unit
@@ -75,7 +79,7 @@ build: ## Build bin/taskpod-webhook.
 ##@ Tools (built from Go modules into bin/)
 
 .PHONY: tools
-tools: $(CONTROL_PLANE) ## Build kube-apiserver and etcd (first build: about 10 minutes on 2 cores).
+tools: $(TOOLS) ## Build kube-apiserver, etcd, helm and the cert-manager runner (first build: about 20 minutes on 2 cores).
 
 $(KUBE_APISERVER): test/tools/go.mod test/tools/go.sum test/tools/kube-apiserver/main.go
 	@echo "Building kube-apiserver from k8s.io/kubernetes (first build takes about 10 minutes)"
@@ -84,6 +88,14 @@ $(KUBE_APISERVER): test/tools/go.mod test/tools/go.sum test/tools/kube-apiserver
 $(ETCD): test/tools/etcd/go.mod test/tools/etcd/go.sum test/tools/etcd/main.go
 	@echo "Building etcd from go.etcd.io/etcd/server/v3"
 	cd test/tools/etcd && $(GO) build -o $@ .
+
+$(HELM):
+	@echo "Building helm $(HELM_VERSION) from helm.sh/helm/v4"
+	GOBIN=$(BIN) $(GO) install helm.sh/helm/v4/cmd/helm@$(HELM_VERSION)
+
+$(CERT_MANAGER): test/tools/certmanager/go.mod test/tools/certmanager/go.sum test/tools/certmanager/main.go
+	@echo "Building the cert-manager runner (issuing controller and cainjector) from github.com/cert-manager/cert-manager"
+	cd test/tools/certmanager && $(GO) build -o $@ .
 
 .PHONY: clean
 clean: ## Remove built binaries (bin/), including the cached tools.

@@ -89,19 +89,20 @@ func New(ctx context.Context, restConfig *rest.Config, cfg *config.Config, o Opt
 	}
 	shutdown := o.GracefulShutdown
 	resync := cfg.SecretSync.ResyncPeriod.Get()
+	// Only what the webhook reads: Namespaces, LimitRanges, and of the Secrets only the sources and
+	// our own copies, and those only when something is synced (the chart grants no Secret access
+	// otherwise). Pods and other Secrets are never cached.
+	byObject := map[client.Object]cache.ByObject{&corev1.Namespace{}: {}, &corev1.LimitRange{}: {}}
+	if len(cfg.SyncedSecrets()) > 0 {
+		byObject[&corev1.Secret{}] = secretsync.CacheConfig(cfg)
+	}
 	restConfig = rest.CopyConfig(restConfig)
 	restConfig.QPS, restConfig.Burst = o.KubeAPIQPS, o.KubeAPIBurst
 	mgr, err := manager.New(restConfig, manager.Options{
 		Scheme: scheme,
 		Logger: o.Logger,
 		Cache: cache.Options{
-			// Only what the webhook reads: Namespaces, LimitRanges, and of the Secrets only the
-			// sources and our own copies. Pods and other Secrets are never cached.
-			ByObject: map[client.Object]cache.ByObject{
-				&corev1.Namespace{}:  {},
-				&corev1.LimitRange{}: {},
-				&corev1.Secret{}:     secretsync.CacheConfig(cfg),
-			},
+			ByObject:                    byObject,
 			SyncPeriod:                  &resync,
 			DefaultTransform:            cache.TransformStripManagedFields(),
 			ReaderFailOnMissingInformer: true,
@@ -125,7 +126,7 @@ func New(ctx context.Context, restConfig *rest.Config, cfg *config.Config, o Opt
 	}
 	// With ReaderFailOnMissingInformer the cache refuses types without an informer, so the
 	// informers the handler needs are started here, explicitly.
-	for _, obj := range []client.Object{&corev1.Namespace{}, &corev1.LimitRange{}, &corev1.Secret{}} {
+	for obj := range byObject {
 		if _, err := mgr.GetCache().GetInformer(ctx, obj); err != nil {
 			return nil, fmt.Errorf("creating informer for %T: %w", obj, err)
 		}
