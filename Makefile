@@ -14,7 +14,11 @@ ETCD           := $(BIN)/etcd
 HELM           := $(BIN)/helm
 CERT_MANAGER   := $(BIN)/cert-manager
 CONTROL_PLANE  := $(KUBE_APISERVER) $(ETCD)
-TOOLS          := $(CONTROL_PLANE) $(HELM) $(CERT_MANAGER)
+CM_CRDS        := $(BIN)/cert-manager-crds/.done
+TOOLS          := $(CONTROL_PLANE) $(HELM) $(CERT_MANAGER) $(CM_CRDS)
+CHART          := charts/taskpod-webhook
+IMG            ?= taskpod/taskpod-webhook:$(VERSION)
+CONTAINER_TOOL ?= docker
 HELM_VERSION   := v4.3.2
 
 export KUBEBUILDER_ASSETS := $(BIN)
@@ -76,6 +80,30 @@ golden: ## Rewrite the mutation golden files after an intended change.
 build: ## Build bin/taskpod-webhook.
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/taskpod-webhook ./cmd/taskpod-webhook
 
+##@ Chart
+
+.PHONY: chart-lint
+chart-lint: $(HELM) ## Lint the Helm chart.
+	$(HELM) lint --strict $(CHART)
+
+.PHONY: chart-template
+chart-template: $(HELM) ## Render the chart with its default values.
+	$(HELM) template taskpod-webhook $(CHART) --namespace taskpod-system
+
+.PHONY: manifests
+manifests: $(HELM) ## Regenerate config/ (kustomize) from the chart's defaults.
+	$(GO) test ./test/chart -run TestKustomizeMatchesChart -update
+
+##@ Image
+
+.PHONY: docker-build
+docker-build: ## Build the container image IMG (needs a container engine).
+	$(CONTAINER_TOOL) build --build-arg VERSION=$(VERSION) -t $(IMG) .
+
+.PHONY: docker-push
+docker-push: ## Push the container image IMG.
+	$(CONTAINER_TOOL) push $(IMG)
+
 ##@ Tools (built from Go modules into bin/)
 
 .PHONY: tools
@@ -96,6 +124,12 @@ $(HELM):
 $(CERT_MANAGER): test/tools/certmanager/go.mod test/tools/certmanager/go.sum test/tools/certmanager/main.go
 	@echo "Building the cert-manager runner (issuing controller and cainjector) from github.com/cert-manager/cert-manager"
 	cd test/tools/certmanager && $(GO) build -o $@ .
+
+# cert-manager's CRDs ship in its Go module; copy them where the chart tests find them.
+$(CM_CRDS): test/tools/certmanager/go.mod
+	mkdir -p $(dir $@)
+	cd test/tools/certmanager && cp "$$($(GO) list -m -f '{{.Dir}}' github.com/cert-manager/cert-manager)"/deploy/crds/*.yaml $(dir $@)
+	chmod u+w $(dir $@)*.yaml && touch $@
 
 .PHONY: clean
 clean: ## Remove built binaries (bin/), including the cached tools.

@@ -68,8 +68,8 @@ func BinDir() (string, error) {
 	}
 }
 
-// Start starts kube-apiserver and etcd.
-func Start() (*ControlPlane, error) {
+// Start starts kube-apiserver and etcd, and installs the CRDs found in crdDirs.
+func Start(crdDirs ...string) (*ControlPlane, error) {
 	bin, err := BinDir()
 	if err != nil {
 		return nil, err
@@ -79,6 +79,8 @@ func Start() (*ControlPlane, error) {
 		ControlPlaneStartTimeout: 2 * time.Minute,
 		ControlPlaneStopTimeout:  30 * time.Second,
 		WebhookInstallOptions:    envtest.WebhookInstallOptions{LocalServingHost: "127.0.0.1"},
+		CRDDirectoryPaths:        crdDirs,
+		ErrorIfCRDPathMissing:    len(crdDirs) > 0,
 	}
 	cfg, err := env.Start()
 	if err != nil {
@@ -149,6 +151,11 @@ type Webhook struct {
 // serving address, and returns once its server and caches are up. Options may be adjusted by
 // mods, for example to run a second instance on another port.
 func (cp *ControlPlane) RunWebhook(ctx context.Context, cfg *config.Config, log logr.Logger, mods ...func(*app.Options)) (*Webhook, error) {
+	return cp.RunWebhookAs(ctx, cp.Config, cfg, log, mods...)
+}
+
+// RunWebhookAs is RunWebhook with another identity, such as an impersonated ServiceAccount.
+func (cp *ControlPlane) RunWebhookAs(ctx context.Context, restConfig *rest.Config, cfg *config.Config, log logr.Logger, mods ...func(*app.Options)) (*Webhook, error) {
 	o := app.DefaultOptions()
 	o.MetricsBindAddress = "0"
 	o.HealthProbeBindAddress = "0"
@@ -165,7 +172,7 @@ func (cp *ControlPlane) RunWebhook(ctx context.Context, cfg *config.Config, log 
 	}
 
 	ctx, cancel := context.WithCancel(ctx)
-	mgr, err := app.New(ctx, cp.Config, cfg, o)
+	mgr, err := app.New(ctx, restConfig, cfg, o)
 	if err != nil {
 		cancel()
 		return nil, err
