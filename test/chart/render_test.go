@@ -292,4 +292,3 @@ func walk(v any, path ...string) any {
 	}
 	return v
 }
-
