@@ -98,6 +98,12 @@ func typed[T any](t testing.TB, o *unstructured.Unstructured) *T {
 // render runs helm template with the values given as YAML.
 func render(t testing.TB, values string, extra ...string) (*rendered, error) {
 	t.Helper()
+	return renderAs(t, release, namespace, values, extra...)
+}
+
+// renderAs renders another release, so that several installs can share one API server.
+func renderAs(t testing.TB, release, namespace, values string, extra ...string) (*rendered, error) {
+	t.Helper()
 	// Not t.TempDir(): helm splits -f on commas, and test names may contain them.
 	dir, err := os.MkdirTemp("", "chart-values-")
 	require.NoError(t, err)

@@ -26,7 +26,13 @@ func TestLint(t *testing.T) {
 // renderedConfig is the config file the chart gives the binary, parsed by the binary's own code.
 func renderedConfig(t *testing.T, r *rendered) *config.Config {
 	t.Helper()
-	cm := typed[corev1.ConfigMap](t, r.get(t, "ConfigMap", fullname))
+	var cm *corev1.ConfigMap
+	for _, o := range r.objects {
+		if o.GetKind() == "ConfigMap" {
+			cm = typed[corev1.ConfigMap](t, o)
+		}
+	}
+	require.NotNil(t, cm, "no ConfigMap rendered")
 	cfg, err := config.Parse([]byte(cm.Data["config.yaml"]))
 	require.NoError(t, err, "the binary must accept the rendered config:\n%s", cm.Data["config.yaml"])
 	return cfg
