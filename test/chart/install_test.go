@@ -214,4 +214,3 @@ func must(s string, err error) string {
 	}
 	return s
 }
-
