@@ -165,6 +165,13 @@ config:
 				require.Equal(t, admissionregistrationv1.SideEffectClassNoneOnDryRun, *mwc.Webhooks[0].SideEffects)
 			},
 		},
+		"own namespace selector replaces the default": {
+			values: "config: {namespaces: {selector: {matchLabels: {team: data}}}}\n",
+			check: func(t *testing.T, r *rendered) {
+				cfg := renderedConfig(t, r)
+				require.Equal(t, map[string]string{"team": "data"}, cfg.Namespaces.Selector.MatchLabels, "Helm must not merge the default label into it")
+			},
+		},
 		"Fail policy": {
 			values: "webhook: {failurePolicy: Fail, timeoutSeconds: 3}\n",
 			check: func(t *testing.T, r *rendered) {

@@ -44,9 +44,20 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- printf "%s-tls" (include "taskpod-webhook.fullname" .) }}
 {{- end }}
 
-{{/* The config file, with empty source namespaces set to the release namespace. */}}
+{{/* The namespace opt-in selector: the values' one, or the default label. */}}
+{{- define "taskpod-webhook.namespaceSelector" -}}
+{{- $sel := .Values.config.namespaces.selector | default dict }}
+{{- if and (not $sel.matchLabels) (not $sel.matchExpressions) }}
+{{- $sel = dict "matchLabels" (dict "taskpod.io/inject" "enabled") }}
+{{- end }}
+{{- toYaml $sel }}
+{{- end }}
+
+{{/* The config file, with the effective namespace selector and empty source namespaces set to
+the release namespace. */}}
 {{- define "taskpod-webhook.config" -}}
 {{- $cfg := deepCopy .Values.config }}
+{{- $_ := set $cfg "namespaces" (dict "selector" (include "taskpod-webhook.namespaceSelector" . | fromYaml)) }}
 {{- $secrets := list }}
 {{- range $cfg.imagePullSecrets }}
 {{- $entry := deepCopy . }}
