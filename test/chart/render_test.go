@@ -3,6 +3,7 @@ package chart
 import (
 	"crypto/x509"
 	"encoding/pem"
+	"os"
 	"slices"
 	"testing"
 
@@ -11,6 +12,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	"sigs.k8s.io/yaml"
 
 	"github.com/taskpod/taskpod-webhook/webhook/config"
 	"github.com/taskpod/taskpod-webhook/webhook/registration"
@@ -304,4 +306,35 @@ func walk(v any, path ...string) any {
 		v = m[p]
 	}
 	return v
+}
+
+// TestEveryValueIsDocumented keeps the chart README's table complete: every value in
+// values.yaml, down to the level the table documents, has a row.
+func TestEveryValueIsDocumented(t *testing.T) {
+	readme, err := os.ReadFile(chartDir + "/README.md")
+	require.NoError(t, err)
+	raw, err := os.ReadFile(chartDir + "/values.yaml")
+	require.NoError(t, err)
+	var values map[string]any
+	require.NoError(t, yaml.Unmarshal(raw, &values))
+	// Maps whose entries are user data, documented as one row.
+	leafMaps := map[string]bool{"config.taskPods": false, "config.resources.defaults.requests": true,
+		"config.resources.defaults.limits": true, "config.namespaces.selector": true, "resources": true,
+		"podAnnotations": true, "podLabels": true, "nodeSelector": true, "affinity": true,
+		"metrics.serviceMonitor.labels": true, "serviceAccount.annotations": true, "certManager.issuerRef": true}
+	var walkValues func(prefix string, v any)
+	walkValues = func(prefix string, v any) {
+		if m, ok := v.(map[string]any); ok && !leafMaps[prefix] {
+			for k, child := range m {
+				p := k
+				if prefix != "" {
+					p = prefix + "." + k
+				}
+				walkValues(p, child)
+			}
+			return
+		}
+		require.Contains(t, string(readme), "| `"+prefix+"` |", "value %s is not in the chart README's table", prefix)
+	}
+	walkValues("", values)
 }
