@@ -340,17 +340,22 @@ func (p *private) run(t *testing.T, mods ...func(*app.Options)) *harness.Webhook
 	return w
 }
 
+// start creates the instance's source Secret and runs the instance.
+func (p *private) start(t *testing.T, mods ...func(*app.Options)) (*corev1.Secret, *harness.Webhook) {
+	t.Helper()
+	src := registrySecret(ownNamespace, p.source, "v1")
+	require.NoError(t, cp.Client.Create(context.Background(), src))
+	return src, p.run(t, mods...)
+}
+
 func (p *private) namespace(t *testing.T) string {
 	t.Helper()
 	return newNamespace(t, map[string]string{p.label: "on"})
 }
 
 func TestOptOutRetainKeepsOurCopy(t *testing.T) {
-	ctx := context.Background()
 	p := newPrivate(t, "retain", "secretSync: {onOptOut: retain}")
-	src := registrySecret(ownNamespace, p.source, "v1")
-	require.NoError(t, cp.Client.Create(ctx, src))
-	p.run(t)
+	src, _ := p.start(t)
 	ns := p.namespace(t)
 	c := waitForCopy(t, ns, p.copy, src)
 	setNamespaceLabel(t, ns, p.label, "")
@@ -363,9 +368,7 @@ func TestOptOutRetainKeepsOurCopy(t *testing.T) {
 func TestMissingSourceKeepsCopiesAndResumes(t *testing.T) {
 	ctx := context.Background()
 	p := newPrivate(t, "volatile", "")
-	src := registrySecret(ownNamespace, p.source, "v1")
-	require.NoError(t, cp.Client.Create(ctx, src))
-	w := p.run(t)
+	src, w := p.start(t)
 	ns1, ns2 := p.namespace(t), p.namespace(t)
 	c1 := waitForCopy(t, ns1, p.copy, src)
 	waitForCopy(t, ns2, p.copy, src)
@@ -485,9 +488,7 @@ func TestTwoReplicasWithLeaderElectionDoNotFight(t *testing.T) {
 func TestRestartLeavesNoDuplicatesOrOrphans(t *testing.T) {
 	ctx := context.Background()
 	p := newPrivate(t, "restart", "")
-	src := registrySecret(ownNamespace, p.source, "v1")
-	require.NoError(t, cp.Client.Create(ctx, src))
-	first := p.run(t)
+	src, first := p.start(t)
 	stay, leave := p.namespace(t), p.namespace(t)
 	kept := waitForCopy(t, stay, p.copy, src)
 	waitForCopy(t, leave, p.copy, src)

@@ -216,43 +216,48 @@ func waitForLimitRange(t *testing.T, ns string) {
 	}, 10*time.Second, 20*time.Millisecond)
 }
 
-func TestLimitRangeMaxBelowDefaultLimit(t *testing.T) {
-	ctx := context.Background()
-	ns := newNamespace(t, optIn)
-	require.NoError(t, cp.Client.Create(ctx, limitRange(ns, corev1.LimitRangeItem{
-		Max: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("500m"), corev1.ResourceMemory: resource.MustParse("512Mi")}})))
-	waitForLimitRange(t, ns)
-	stored := create(t, taskPod(ns)) // created, not rejected by the LimitRanger validation
-	r := stored.Spec.Containers[0].Resources
-	requireQuantity(t, "500m", r.Limits, corev1.ResourceCPU)
-	requireQuantity(t, "512Mi", r.Limits, corev1.ResourceMemory)
-	require.Equal(t, []corev1.LocalObjectReference{{Name: "registry-credentials"}}, stored.Spec.ImagePullSecrets)
-}
-
-// TestLimitRangeRatio is the case where the LimitRanger defaults nothing before the webhook, so
-// only the webhook's own clamping keeps the pod valid: the default 100m/1 is a ratio of 10.
-func TestLimitRangeRatio(t *testing.T) {
-	ctx := context.Background()
-	ns := newNamespace(t, optIn)
-	require.NoError(t, cp.Client.Create(ctx, limitRange(ns, corev1.LimitRangeItem{
-		MaxLimitRequestRatio: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("4")}})))
-	waitForLimitRange(t, ns)
-	stored := create(t, taskPod(ns))
-	r := stored.Spec.Containers[0].Resources
-	requireQuantity(t, "100m", r.Requests, corev1.ResourceCPU)
-	requireQuantity(t, "400m", r.Limits, corev1.ResourceCPU)
-}
-
-func TestLimitRangeMinAboveDefaultRequest(t *testing.T) {
-	ctx := context.Background()
-	ns := newNamespace(t, optIn)
-	require.NoError(t, cp.Client.Create(ctx, limitRange(ns, corev1.LimitRangeItem{
-		Min: corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("2Gi")}})))
-	waitForLimitRange(t, ns)
-	stored := create(t, taskPod(ns))
-	r := stored.Spec.Containers[0].Resources
-	requireQuantity(t, "2Gi", r.Requests, corev1.ResourceMemory)
-	requireQuantity(t, "2Gi", r.Limits, corev1.ResourceMemory)
+// TestLimitRanges creates a task pod in a namespace with a LimitRange: it must be created (the
+// LimitRanger validation runs again after webhooks) with defaults that fit the range.
+func TestLimitRanges(t *testing.T) {
+	q := resource.MustParse
+	tests := map[string]struct {
+		item     corev1.LimitRangeItem
+		requests map[corev1.ResourceName]string
+		limits   map[corev1.ResourceName]string
+	}{
+		"max below the default limit": {
+			item:   corev1.LimitRangeItem{Max: corev1.ResourceList{corev1.ResourceCPU: q("500m"), corev1.ResourceMemory: q("512Mi")}},
+			limits: map[corev1.ResourceName]string{corev1.ResourceCPU: "500m", corev1.ResourceMemory: "512Mi"},
+		},
+		// The LimitRanger defaults nothing here, so only the webhook's own clamping keeps the pod
+		// valid: the default 100m/1 is a ratio of 10.
+		"limit/request ratio": {
+			item:     corev1.LimitRangeItem{MaxLimitRequestRatio: corev1.ResourceList{corev1.ResourceCPU: q("4")}},
+			requests: map[corev1.ResourceName]string{corev1.ResourceCPU: "100m"},
+			limits:   map[corev1.ResourceName]string{corev1.ResourceCPU: "400m"},
+		},
+		"min above the default request": {
+			item:     corev1.LimitRangeItem{Min: corev1.ResourceList{corev1.ResourceMemory: q("2Gi")}},
+			requests: map[corev1.ResourceName]string{corev1.ResourceMemory: "2Gi"},
+			limits:   map[corev1.ResourceName]string{corev1.ResourceMemory: "2Gi"},
+		},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			ns := newNamespace(t, optIn)
+			require.NoError(t, cp.Client.Create(context.Background(), limitRange(ns, tc.item)))
+			waitForLimitRange(t, ns)
+			stored := create(t, taskPod(ns)) // created, not rejected
+			r := stored.Spec.Containers[0].Resources
+			for res, want := range tc.requests {
+				requireQuantity(t, want, r.Requests, res)
+			}
+			for res, want := range tc.limits {
+				requireQuantity(t, want, r.Limits, res)
+			}
+			require.Equal(t, []corev1.LocalObjectReference{{Name: "registry-credentials"}}, stored.Spec.ImagePullSecrets)
+		})
+	}
 }
 
 func TestServerSideDryRun(t *testing.T) {
