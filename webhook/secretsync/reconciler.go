@@ -262,7 +262,16 @@ func (r *Reconciler) create(ctx context.Context, ns *corev1.Namespace, desired *
 	// Secret we do not own can never be merged into.
 	if err := r.client.Create(ctx, desired, client.FieldOwner(FieldManager)); err != nil {
 		if apierrors.IsAlreadyExists(err) {
-			return fmt.Errorf("secret %s/%s appeared while creating it: %w", desired.Namespace, desired.Name, err)
+			// Another replica's admission path, or the leader, created it a moment ago; or
+			// someone else took the name. Look again rather than report a false error.
+			var live corev1.Secret
+			if getErr := r.live.Get(ctx, client.ObjectKeyFromObject(desired), &live); getErr != nil {
+				return fmt.Errorf("secret %s/%s appeared while creating it: %w", desired.Namespace, desired.Name, getErr)
+			}
+			if !isOurs(&live) {
+				r.reportConflict(ns, desired.Name, log)
+			}
+			return nil
 		}
 		r.metrics.observe(resultError)
 		return fmt.Errorf("creating secret %s/%s: %w", desired.Namespace, desired.Name, err)
