@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -30,8 +31,18 @@ const (
 
 var kpoLabels = map[string]string{"kubernetes_pod_operator": "True", "dag_id": "etl", "task_id": "load"}
 
+var releases atomic.Int32
+
+// uniqueRelease returns a release name (containing the chart name, so it is also the full name
+// of its objects) that no other test in this process uses, so the suite can run again (-count).
+func uniqueRelease(base string) string {
+	return fmt.Sprintf("taskpod-webhook-%s%d", base, releases.Add(1))
+}
+
 // install renders a release with values and server-side applies every object, as an admin
-// would with `helm template | kubectl apply --server-side`. Every object must be accepted.
+// would with `helm template | kubectl apply --server-side`. Every object must be accepted. The
+// objects are deleted when the test ends: a leftover webhook configuration would intercept
+// other tests' pods.
 func install(t *testing.T, cp *harness.ControlPlane, rel, ns, values string) *rendered {
 	t.Helper()
 	ctx := context.Background()
@@ -42,6 +53,7 @@ func install(t *testing.T, cp *harness.ControlPlane, rel, ns, values string) *re
 		obj := o.DeepCopy()
 		err := cp.Client.Patch(ctx, obj, client.Apply, client.FieldOwner("chart-test"), client.ForceOwnership)
 		require.NoError(t, err, "server-side apply of %s/%s", o.GetKind(), o.GetName())
+		t.Cleanup(func() { _ = cp.Client.Delete(ctx, o.DeepCopy()) })
 	}
 	return r
 }
@@ -128,7 +140,7 @@ func proveTLS(t *testing.T, cp *harness.ControlPlane, r *rendered, rel, ns strin
 	require.NoError(t, cp.CreateNamespace(ctx, tasks, map[string]string{"taskpod.io/inject": "enabled"}))
 	require.NoError(t, cp.WaitUntilCalled(ctx, tasks, kpoLabels), "the API server never reached the webhook over TLS")
 	pod := &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Name: "etl-load", Namespace: tasks, Labels: kpoLabels},
+		ObjectMeta: metav1.ObjectMeta{GenerateName: "etl-load-", Namespace: tasks, Labels: kpoLabels},
 		Spec:       corev1.PodSpec{RestartPolicy: corev1.RestartPolicyNever, Containers: []corev1.Container{{Name: "base", Image: "etl:1"}}},
 	}
 	require.NoError(t, cp.Client.Create(ctx, pod))
@@ -140,7 +152,8 @@ func proveTLS(t *testing.T, cp *harness.ControlPlane, r *rendered, rel, ns strin
 
 func TestInstallWithCertManager(t *testing.T) {
 	ctx := context.Background()
-	const rel, ns = "taskpod-webhook-cm", "tp-cm"
+	rel := uniqueRelease("cm")
+	ns := rel
 	startCertManager(t, controlPlane)
 	r := install(t, controlPlane, rel, ns, "tls: {extraDNSNames: [localhost]}\n")
 
@@ -162,7 +175,8 @@ func TestInstallWithCertManager(t *testing.T) {
 
 func TestInstallWithoutCertManager(t *testing.T) {
 	ctx := context.Background()
-	const rel, ns = "taskpod-webhook-gen", "tp-gen"
+	rel := uniqueRelease("gen")
+	ns := rel
 	r := install(t, controlPlane, rel, ns, "certManager: {enabled: false}\ntls: {extraDNSNames: [localhost]}\n")
 	var serving corev1.Secret
 	require.NoError(t, controlPlane.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: rel + "-tls"}, &serving))
@@ -177,7 +191,7 @@ func TestEveryObjectIsAccepted(t *testing.T) {
 		"networkPolicy: {enabled: true, metricsFrom: [{podSelector: {}}]}\nconfig: {imagePullSecrets: [{name: a, source: {name: a}}, {name: b}]}\n",
 		"certManager: {issuerRef: {name: corp, kind: ClusterIssuer}}\nreplicaCount: 1\nleaderElection: {enabled: false}\n",
 	} {
-		rel := fmt.Sprintf("taskpod-webhook-p%d", i)
+		rel := uniqueRelease(fmt.Sprintf("p%d-", i))
 		r := install(t, controlPlane, rel, rel, values)
 		// Read every object back: stored, not just validated.
 		for _, o := range r.objects {

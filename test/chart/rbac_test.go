@@ -35,7 +35,8 @@ func asServiceAccount(cp *harness.ControlPlane, ns, name string) *rest.Config {
 // ServiceAccount: everything they do works, and what they never need is forbidden.
 func TestRBACIsSufficientAndMinimal(t *testing.T) {
 	ctx := context.Background()
-	const rel, ns = "taskpod-webhook-rbac", "tp-rbac"
+	rel := uniqueRelease("rbac")
+	ns := rel
 	cp := controlPlane
 	r := install(t, cp, rel, ns, `
 certManager: {enabled: false}
@@ -150,7 +151,8 @@ config:
 // all, and that the webhook still starts under it.
 func TestNoSecretAccessWithoutSync(t *testing.T) {
 	ctx := context.Background()
-	const rel, ns = "taskpod-webhook-nosync", "tp-nosync"
+	rel := uniqueRelease("nosync")
+	ns := rel
 	cp := controlPlane
 	r := install(t, cp, rel, ns, "certManager: {enabled: false}\n")
 	sa := asServiceAccount(cp, ns, rel)
