@@ -121,3 +121,29 @@ func TestVersion(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "dev\n", out)
 }
+
+func TestMutatePreviewWithLimitRanges(t *testing.T) {
+	lr := filepath.Join(t.TempDir(), "lr.yaml")
+	require.NoError(t, os.WriteFile(lr, []byte(`apiVersion: v1
+kind: List
+items:
+- apiVersion: v1
+  kind: LimitRange
+  metadata: {name: limits}
+  spec:
+    limits:
+    - type: Container
+      max: {cpu: 500m}
+      maxLimitRequestRatio: {memory: "2"}
+`), 0o600))
+	out, _, err := runCLI(t, "", "mutate", "-f", fixtures+"kpo-minimal.pod.yaml", "--limit-ranges", lr)
+	require.NoError(t, err)
+	r := decodePod(t, out).Spec.Containers[0].Resources
+	require.Equal(t, "500m", r.Limits.Cpu().String())
+	require.Equal(t, "256Mi", r.Limits.Memory().String())
+
+	bad := filepath.Join(t.TempDir(), "bad.yaml")
+	require.NoError(t, os.WriteFile(bad, []byte("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n"), 0o600))
+	_, _, err = runCLI(t, "", "mutate", "-f", fixtures+"kpo-minimal.pod.yaml", "--limit-ranges", bad)
+	require.ErrorContains(t, err, `kind "ConfigMap", want LimitRange or List`)
+}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -11,6 +12,7 @@ import (
 
 	jsonpatch "github.com/evanphx/json-patch/v5"
 	corev1 "k8s.io/api/core/v1"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 	"sigs.k8s.io/yaml"
 
@@ -23,6 +25,7 @@ func runMutate(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	configPath := fs.String("config", "", "Path to the configuration file; built-in defaults when empty.")
 	file := fs.String("f", "", "Pod manifest (YAML or JSON) to preview; - reads standard input.")
 	nsLabels := fs.String("namespace-labels", "", "Labels of the pod's namespace as k=v,k2=v2; when unset the namespace counts as opted in.")
+	limitRanges := fs.String("limit-ranges", "", "The namespace's LimitRanges (YAML documents or a List, as `kubectl get limitrange -o yaml` prints), to preview the clamping.")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -49,6 +52,10 @@ func runMutate(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		return fmt.Errorf("mutate: %s has kind %q, want Pod", *file, pod.Kind)
 	}
 
+	bounds, err := readLimitRanges(*limitRanges)
+	if err != nil {
+		return err
+	}
 	policy := cfg.Policy()
 	decision := policy.SelectPod(&pod)
 	if isSet(fs, "namespace-labels") {
@@ -61,7 +68,7 @@ func runMutate(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	out := raw
 	if decision.Mutate {
 		mutated := pod.DeepCopy()
-		changes := mutate.Pod(mutated, policy, mutate.Bounds{})
+		changes := mutate.Pod(mutated, policy, bounds)
 		if out, err = applyLikeWebhook(raw, mutated); err != nil {
 			return err
 		}
@@ -105,6 +112,41 @@ func applyLikeWebhook(raw []byte, mutated *corev1.Pod) ([]byte, error) {
 		return nil, fmt.Errorf("mutate: decoding patch: %w", err)
 	}
 	return patch.Apply(raw)
+}
+
+// readLimitRanges reads LimitRange documents, or Lists of them, from path.
+func readLimitRanges(path string) (mutate.Bounds, error) {
+	if path == "" {
+		return mutate.Bounds{}, nil
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return mutate.Bounds{}, fmt.Errorf("mutate: --limit-ranges: %w", err)
+	}
+	var ranges []corev1.LimitRange
+	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(b), 4096)
+	for {
+		var doc struct {
+			Kind  string              `json:"kind"`
+			Items []corev1.LimitRange `json:"items"`
+			corev1.LimitRange
+		}
+		if err := dec.Decode(&doc); err == io.EOF {
+			break
+		} else if err != nil {
+			return mutate.Bounds{}, fmt.Errorf("mutate: --limit-ranges %s: %w", path, err)
+		}
+		switch doc.Kind {
+		case "LimitRange":
+			ranges = append(ranges, doc.LimitRange)
+		case "List", "LimitRangeList":
+			ranges = append(ranges, doc.Items...)
+		case "":
+		default:
+			return mutate.Bounds{}, fmt.Errorf("mutate: --limit-ranges %s: kind %q, want LimitRange or List", path, doc.Kind)
+		}
+	}
+	return mutate.BoundsFrom(ranges), nil
 }
 
 func readInput(file string, stdin io.Reader) ([]byte, error) {
