@@ -3,17 +3,21 @@ package admission_test
 import (
 	"bytes"
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"testing"
 
 	"github.com/stretchr/testify/require"
+	"go.uber.org/zap/zapcore"
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	"sigs.k8s.io/yaml"
 
 	"github.com/taskpod/taskpod-webhook/webhook/admission"
+	"github.com/taskpod/taskpod-webhook/webhook/config"
 )
 
 // realisticReview is the KPO pod with XCom sidecar and init container from the mutate fixtures,
@@ -90,4 +94,18 @@ func BenchmarkDecodeEncodeFloor(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkServeHTTPSkippedZapInfo is the skipped path with the production logger (zap, info
+// level): debug lines must cost nothing when debug logging is off.
+func BenchmarkServeHTTPSkippedZapInfo(b *testing.B) {
+	cfg, err := config.Parse(nil)
+	require.NoError(b, err)
+	h := admission.NewHandler(admission.Options{Policy: cfg.Policy(), Cache: defaultCache(),
+		Log: zap.New(zap.WriteTo(io.Discard), zap.Level(zapcore.InfoLevel))})
+	pod := kpoPod()
+	pod.Labels = map[string]string{"app": "web"}
+	body := reviewFor(b, admissionv1.Create, optedIn, pod)
+	b.ReportAllocs()
+	serve(b, h, body)
 }

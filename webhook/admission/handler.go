@@ -94,10 +94,13 @@ func (h *Handler) admit(ctx context.Context, req admission.Request) (admission.R
 	if err := json.Unmarshal(req.Object.Raw, &pod); err != nil {
 		return admission.Response{}, fmt.Errorf("%w: request.object is not a pod: %v", errBadRequest, err)
 	}
-	log := h.log.WithValues("namespace", req.Namespace, "pod", podName(&pod), "uid", req.UID)
+	// Built only when a line is written: zap encodes WithValues eagerly, and most requests log nothing.
+	log := func() logr.Logger {
+		return h.log.WithValues("namespace", req.Namespace, "pod", podName(&pod), "uid", req.UID)
+	}
 
 	if d := h.policy.SelectPod(&pod); !d.Mutate {
-		log.V(1).Info("Skipped pod", "reason", d.Reason)
+		h.debug(log, "Skipped pod", "reason", d.Reason)
 		h.metrics.observe(resultSkipped)
 		return admission.Allowed(d.Reason), nil
 	}
@@ -107,15 +110,15 @@ func (h *Handler) admit(ctx context.Context, req admission.Request) (admission.R
 	}
 	nsLabels, err := h.namespaceLabels(ctx, req.Namespace)
 	if err != nil {
-		return h.failOpen(log, "reading namespace", err), nil
+		return h.failOpen(log(), "reading namespace", err), nil
 	}
 	if nsLabels == nil {
-		log.V(1).Info("Skipped pod", "reason", mutate.ReasonNamespaceUnknown)
+		h.debug(log, "Skipped pod", "reason", mutate.ReasonNamespaceUnknown)
 		h.metrics.observe(resultSkipped)
 		return admission.Allowed(mutate.ReasonNamespaceUnknown), nil
 	}
 	if !h.policy.SelectNamespace(nsLabels) {
-		log.V(1).Info("Skipped pod", "reason", mutate.ReasonNamespaceOptOut)
+		h.debug(log, "Skipped pod", "reason", mutate.ReasonNamespaceOptOut)
 		h.metrics.observe(resultSkipped)
 		return admission.Allowed(mutate.ReasonNamespaceOptOut), nil
 	}
@@ -124,32 +127,39 @@ func (h *Handler) admit(ctx context.Context, req admission.Request) (admission.R
 		// A namespace labelled a moment ago may not have its copy yet; the pod must not wait
 		// for an image pull secret that never comes. Cache hits in the common case.
 		if err := h.copies.EnsureCopies(ctx, req.Namespace); err != nil {
-			log.Error(err, "Failed to ensure Secret copies before admitting pod")
+			log().Error(err, "Failed to ensure Secret copies before admitting pod")
 		}
 	}
 	var ranges corev1.LimitRangeList
 	if err := h.cache.List(ctx, &ranges, client.InNamespace(req.Namespace)); err != nil {
-		return h.failOpen(log, "listing LimitRanges", err), nil
+		return h.failOpen(log(), "listing LimitRanges", err), nil
 	}
 
 	mutated := pod.DeepCopy()
 	changes := mutate.Pod(mutated, h.policy, mutate.BoundsFrom(ranges.Items))
 	if len(changes) == 0 {
-		log.V(1).Info("Admitted pod unchanged", "reason", "already has everything")
+		h.debug(log, "Admitted pod unchanged", "reason", "already has everything")
 		h.metrics.observe(resultUnchanged)
 		return admission.Allowed("already mutated"), nil
 	}
 	raw, err := json.Marshal(mutated)
 	if err != nil {
-		return h.failOpen(log, "encoding pod", err), nil
+		return h.failOpen(log(), "encoding pod", err), nil
 	}
 	resp := admission.PatchResponseFromRaw(req.Object.Raw, raw)
 	if !resp.Allowed { // the patch could not be computed
-		return h.failOpen(log, "computing patch", errors.New(resp.Result.Message)), nil
+		return h.failOpen(log(), "computing patch", errors.New(resp.Result.Message)), nil
 	}
-	log.Info("Mutated pod", "changes", changes, "dryRun", dryRun)
+	log().Info("Mutated pod", "changes", changes, "dryRun", dryRun)
 	h.metrics.observe(resultMutated)
 	return resp, nil
+}
+
+// debug writes a V(1) line, building the request's log fields only if debug logging is on.
+func (h *Handler) debug(log func() logr.Logger, msg string, kv ...any) {
+	if h.log.V(1).Enabled() {
+		log().V(1).Info(msg, kv...)
+	}
 }
 
 // namespaceLabels returns the labels of the namespace, nil if it does not exist.
