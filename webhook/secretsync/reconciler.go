@@ -35,9 +35,9 @@ type Reconciler struct {
 	log      logr.Logger
 
 	mu        sync.Mutex
-	conflicts map[types.NamespacedName]bool
-	unusable  map[string]string    // source → reason last reported, so it is reported once
-	seen      map[string]time.Time // content hash → when the source was first seen with it
+	conflicts map[types.NamespacedName]time.Time // when the conflict was last seen
+	unusable  map[string]string                  // source → reason last reported, so it is reported once
+	seen      map[string]time.Time               // content hash → when the source was first seen with it
 }
 
 // Options configure a Reconciler.
@@ -59,7 +59,7 @@ func New(o Options) *Reconciler {
 		optIn: o.Config.Policy().Namespaces, onOptOut: o.Config.SecretSync.OnOptOut,
 		events: o.Events, metrics: o.Metrics, log: o.Log,
 		excluded:  map[string]bool{},
-		conflicts: map[types.NamespacedName]bool{},
+		conflicts: map[types.NamespacedName]time.Time{},
 		unusable:  map[string]string{},
 		seen:      map[string]time.Time{},
 	}
@@ -183,6 +183,11 @@ func (r *Reconciler) EnsureCopies(ctx context.Context, namespace string) error {
 		}
 		if !apierrors.IsNotFound(err) {
 			errs = append(errs, err)
+			continue
+		}
+		if r.recentConflict(namespace, e.Name) {
+			// Someone else's Secret holds the name; the pod uses it. Without this, every pod
+			// in that namespace would cost a live API read on the admission path.
 			continue
 		}
 		if ns == nil {
@@ -327,8 +332,9 @@ func (r *Reconciler) reportConflict(ns *corev1.Namespace, name string, log logr.
 	r.metrics.observe(resultConflict)
 	key := types.NamespacedName{Namespace: ns.Name, Name: name}
 	r.mu.Lock()
-	first := !r.conflicts[key]
-	r.conflicts[key] = true
+	_, known := r.conflicts[key]
+	first := !known
+	r.conflicts[key] = time.Now()
 	r.metrics.setConflicts(len(r.conflicts))
 	r.mu.Unlock()
 	if first {
@@ -336,6 +342,16 @@ func (r *Reconciler) reportConflict(ns *corev1.Namespace, name string, log logr.
 		r.events.Eventf(ns, nil, corev1.EventTypeWarning, "SecretConflict", "Sync",
 			"Secret %s exists and is not managed by taskpod-webhook; it is left untouched and pods still reference it", name)
 	}
+}
+
+// conflictRecheck is how long admission trusts a seen conflict before looking at the API again.
+const conflictRecheck = time.Minute
+
+func (r *Reconciler) recentConflict(ns, name string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	seen, ok := r.conflicts[types.NamespacedName{Namespace: ns, Name: name}]
+	return ok && time.Since(seen) < conflictRecheck
 }
 
 func (r *Reconciler) resolveConflict(ns, name string) {

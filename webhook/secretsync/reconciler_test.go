@@ -63,3 +63,32 @@ func TestCreateRaceIsNotAnError(t *testing.T) {
 		})
 	}
 }
+
+// countingLive counts reads that reach the API server.
+type countingLive struct {
+	client.Reader
+	gets int
+}
+
+func (l *countingLive) Get(ctx context.Context, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+	l.gets++
+	return l.Reader.Get(ctx, key, obj, opts...)
+}
+
+// TestConflictCostsOneLiveRead: in a namespace where someone else's Secret holds the name, the
+// admission path reads the API once, not once per pod.
+func TestConflictCostsOneLiveRead(t *testing.T) {
+	cfg, err := config.Parse([]byte("imagePullSecrets: [{name: registry-credentials, source: {namespace: taskpod-system, name: registry-credentials}}]\n"))
+	require.NoError(t, err)
+	src := source("1", `{"auths":{}}`)
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "airflow"}}
+	theirs := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "registry-credentials", Namespace: "airflow"}}
+	cache := fake.NewClientBuilder().WithObjects(src, ns).Build() // holds only ours: not theirs
+	live := &countingLive{Reader: fake.NewClientBuilder().WithObjects(theirs).Build()}
+	r := New(Options{Client: cache, Live: live, Config: cfg, Events: events.NewFakeRecorder(10), Log: logr.Discard()})
+	for range 5 {
+		require.NoError(t, r.EnsureCopies(context.Background(), "airflow"))
+	}
+	require.Equal(t, 1, live.gets)
+	require.Len(t, r.conflicts, 1)
+}
