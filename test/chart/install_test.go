@@ -17,7 +17,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/taskpod/taskpod-webhook/test/harness"
 	"github.com/taskpod/taskpod-webhook/webhook/app"
@@ -58,24 +57,13 @@ func install(t *testing.T, cp *harness.ControlPlane, rel, ns, values string) *re
 	return r
 }
 
-// kubeconfigFor writes a kubeconfig of an admin user for a process of its own.
-func kubeconfigFor(t *testing.T, cp *harness.ControlPlane, name string) string {
-	t.Helper()
-	user, err := cp.AddUser(envtest.User{Name: name, Groups: []string{"system:masters"}})
-	require.NoError(t, err)
-	kc, err := user.KubeConfig()
-	require.NoError(t, err)
-	path := filepath.Join(t.TempDir(), "kubeconfig")
-	require.NoError(t, os.WriteFile(path, kc, 0o600))
-	return path
-}
-
 // startCertManager runs cert-manager's issuing controllers and its cainjector.
 func startCertManager(t *testing.T, cp *harness.ControlPlane) {
 	t.Helper()
 	bin, err := harness.BinDir()
 	require.NoError(t, err)
-	kc := kubeconfigFor(t, cp, "cert-manager")
+	kc, err := cp.WriteKubeconfig(t.TempDir(), "cert-manager")
+	require.NoError(t, err)
 	for _, mode := range []string{"controller", "cainjector"} {
 		cmd := exec.Command(filepath.Join(bin, "cert-manager"), mode, "--kubeconfig", kc)
 		logFile, err := os.Create(filepath.Join(t.TempDir(), mode+".log"))

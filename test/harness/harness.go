@@ -94,9 +94,19 @@ func Start(crdDirs ...string) (*ControlPlane, error) {
 	return &ControlPlane{env: env, Config: cfg, Client: c, Webhook: env.WebhookInstallOptions}, nil
 }
 
-// AddUser provisions a user, for processes that need a kubeconfig of their own.
-func (cp *ControlPlane) AddUser(u envtest.User) (*envtest.AuthenticatedUser, error) {
-	return cp.env.AddUser(u, nil)
+// WriteKubeconfig provisions an admin user called name and writes its kubeconfig into dir,
+// for a process of its own (the real binary, cert-manager); it returns the file's path.
+func (cp *ControlPlane) WriteKubeconfig(dir, name string) (string, error) {
+	user, err := cp.env.AddUser(envtest.User{Name: name, Groups: []string{"system:masters"}}, nil)
+	if err != nil {
+		return "", err
+	}
+	kc, err := user.KubeConfig()
+	if err != nil {
+		return "", err
+	}
+	path := filepath.Join(dir, "kubeconfig")
+	return path, os.WriteFile(path, kc, 0o600)
 }
 
 // Stop stops the control plane and removes its files.

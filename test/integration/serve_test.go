@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/taskpod/taskpod-webhook/test/harness"
 )
@@ -29,11 +28,8 @@ func TestServeBinary(t *testing.T) {
 	out, err := build.CombinedOutput()
 	require.NoError(t, err, string(out))
 
-	user, err := cp.AddUser(envtest.User{Name: "serve-test", Groups: []string{"system:masters"}})
+	kubeconfig, err := cp.WriteKubeconfig(dir, "serve-test")
 	require.NoError(t, err)
-	kc, err := user.KubeConfig()
-	require.NoError(t, err)
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "kubeconfig"), kc, 0o600))
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "config.yaml"), []byte(sharedConfig), 0o600))
 	ports := make([]int, 3)
 	for i := range ports {
@@ -43,7 +39,7 @@ func TestServeBinary(t *testing.T) {
 	webhookPort, metricsPort, probePort := ports[0], ports[1], ports[2]
 
 	cmd := exec.Command(bin, "serve",
-		"--kubeconfig", filepath.Join(dir, "kubeconfig"), "--config", filepath.Join(dir, "config.yaml"),
+		"--kubeconfig", kubeconfig, "--config", filepath.Join(dir, "config.yaml"),
 		"--webhook-host", "127.0.0.1", "--webhook-port", strconv.Itoa(webhookPort), "--webhook-cert-dir", cp.ServingCertDir(),
 		"--metrics-bind-address", fmt.Sprintf("127.0.0.1:%d", metricsPort),
 		"--health-probe-bind-address", fmt.Sprintf("127.0.0.1:%d", probePort),

@@ -29,7 +29,6 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/taskpod/taskpod-webhook/test/harness"
 )
@@ -219,16 +218,11 @@ func startWebhook(ctx context.Context, cp *harness.ControlPlane, binary, qps str
 	if err != nil {
 		return nil, err
 	}
-	user, err := cp.AddUser(envtest.User{Name: "load", Groups: []string{"system:masters"}})
-	if err != nil {
-		return nil, err
-	}
-	kubeconfig, err := user.KubeConfig()
+	kubeconfig, err := cp.WriteKubeconfig(dir, "load")
 	if err != nil {
 		return nil, err
 	}
 	files := map[string]string{
-		"kubeconfig":  string(kubeconfig),
 		"config.yaml": fmt.Sprintf("imagePullSecrets:\n- name: %s\n  source: {namespace: %s, name: %s}\n", secretName, sourceNS, secretName),
 	}
 	for name, content := range files {
@@ -246,7 +240,7 @@ func startWebhook(ctx context.Context, cp *harness.ControlPlane, binary, qps str
 	}
 	p := &process{metricsAddr: fmt.Sprintf("127.0.0.1:%d", metricsPort)}
 	args := []string{"serve",
-		"--kubeconfig", filepath.Join(dir, "kubeconfig"), "--config", filepath.Join(dir, "config.yaml"),
+		"--kubeconfig", kubeconfig, "--config", filepath.Join(dir, "config.yaml"),
 		"--webhook-host", "127.0.0.1", "--webhook-port", strconv.Itoa(port), "--webhook-cert-dir", cp.ServingCertDir(),
 		"--metrics-bind-address", p.metricsAddr, "--health-probe-bind-address", "0", "--zap-log-level", "error"}
 	if qps != "" {
