@@ -100,9 +100,12 @@ func waitForEvent(t *testing.T, kind, name, reason string) *eventsv1.Event {
 }
 
 func TestCopyCreatedOnOptIn(t *testing.T) {
+	before := gauge(t, webhook, "taskpod_webhook_managed_secret_copies")
 	ns := newNamespace(t, optIn)
 	waitForCopy(t, ns, "registry-credentials", sharedSource(t))
 	waitForEvent(t, "Secret", "registry-credentials", "Created")
+	require.Eventually(t, func() bool { return gauge(t, webhook, "taskpod_webhook_managed_secret_copies") > before }, wait, tick,
+		"the managed-copies metric counts the new copy")
 }
 
 func TestNoCopyWithoutOptIn(t *testing.T) {
@@ -156,6 +159,20 @@ func TestRotationReachesEveryCopyWithoutGap(t *testing.T) {
 	for _, ns := range namespaces {
 		waitForCopy(t, ns, "registry-credentials", src)
 	}
+	require.Positive(t, histogramCount(t, webhook, "taskpod_webhook_secret_rotation_lag_seconds"), "rotation lag observed")
+}
+
+// histogramCount reads how many observations a histogram holds.
+func histogramCount(t *testing.T, w *harness.Webhook, name string) uint64 {
+	t.Helper()
+	families, err := w.Registry.Gather()
+	require.NoError(t, err)
+	for _, f := range families {
+		if f.GetName() == name {
+			return f.GetMetric()[0].GetHistogram().GetSampleCount()
+		}
+	}
+	return 0
 }
 
 func TestDeletedCopyIsRestored(t *testing.T) {
@@ -355,11 +372,13 @@ func (p *private) namespace(t *testing.T) string {
 
 func TestOptOutRetainKeepsOurCopy(t *testing.T) {
 	p := newPrivate(t, "retain", "secretSync: {onOptOut: retain}")
-	src, _ := p.start(t)
+	src, w := p.start(t)
 	ns := p.namespace(t)
 	c := waitForCopy(t, ns, p.copy, src)
+	before := syncCount(t, w, "retained")
 	setNamespaceLabel(t, ns, p.label, "")
-	time.Sleep(time.Second) // give the loop the chance to do the wrong thing
+	require.Eventually(t, func() bool { return syncCount(t, w, "retained") > before }, wait, tick,
+		"the loop must have seen the opt-out and decided to retain")
 	after, err := getSecret(t, ns, p.copy)
 	require.NoError(t, err, "retain keeps the copy")
 	require.Equal(t, c.UID, after.UID)
